@@ -10,7 +10,7 @@ each m, this prints
 with the goal ratio >= 0.80. The copy bandwidth counts bytes read plus bytes
 written (``hardware.measure_cpu_copy_bandwidth``) while the rate counts weight
 bytes read only, so a ratio above 1 is possible. Times are wall clock on a machine
-that may be shared; the printed load average says how busy it was.
+that may be shared, and the printed load average shows how busy it was.
 
 Usage: PYTHONPATH=src python benchmarks/cpu_bandwidth.py [--groups 8] [--reps 3]
 """

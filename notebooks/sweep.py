@@ -29,21 +29,21 @@
 # 全部参数都在下面唯一的 `parameters` 单元里。
 
 # %% tags=["parameters"]
-device = "cpu"  # "cpu" 或 "cuda"
-dtype = "auto"  # "auto"：CPU 用 float32，GPU 用 bfloat16；也可写 "float32"、"bfloat16"、"float16"
-q_lens = [1, 2, 3, 4]  # Q：每个请求本轮新增的 token 数
-batch_sizes = [1, 2, 4, 8, 16, 32, 64]  # B：每个 DP 实例上的请求数
-dp_sizes = [8, 16, 32]  # D：DP 实例数（= EP 规模）
-n = 4096  # GEMM 的 N：gate+up 的输出维度
-k = 7168  # GEMM 的 K：hidden size
-num_experts = 256  # E
-top_k = 8  # Top-K
-warmup = 2  # 每个测点计时前的预热次数
-reps = 10  # 每个测点计时的重复次数
-output_dir = "data/raw"  # 原始数据根目录
-backends = ["torch_loop"]  # 要测的 GroupGEMM 实现
-routing = "formula"  # "formula"：式 (6)(7)；"uniform"、"group_limited"：按路由模拟抽样 m[i]
-seed = 0  # 随机数种子：权重、激活和路由抽样都由它派生
+device: str = "cpu"  # "cpu" 或 "cuda"
+dtype: str = "auto"  # "auto"：CPU 用 float32，GPU 用 bfloat16；也可写 "float32"、"bfloat16"、"float16"
+q_lens: list = [1, 2, 3, 4]  # Q：每个请求本轮新增的 token 数
+batch_sizes: list = [1, 2, 4, 8, 16, 32, 64]  # B：每个 DP 实例上的请求数
+dp_sizes: list = [8, 16, 32]  # D：DP 实例数，开启 DP attention 时也是 EP 规模
+n: int = 4096  # GEMM 的 N：gate+up 的输出维度
+k: int = 7168  # GEMM 的 K：hidden size
+num_experts: int = 256  # E
+top_k: int = 8  # Top-K
+warmup: int = 2  # 每个测点计时前的预热次数
+reps: int = 10  # 每个测点计时的重复次数
+output_dir: str = "data/raw"  # 原始数据根目录
+backends: list = ["torch_loop"]  # 要测的 GroupGEMM 实现
+routing: str = "formula"  # "formula"：式 (6)(7)；"uniform"、"group_limited"：按路由模拟抽样 m[i]
+seed: int = 0  # 随机数种子：权重、激活和路由抽样都由它派生
 run_id = None  # None 时自动生成；传入已有 id 则续跑该运行
 
 # %% [markdown]

@@ -9,15 +9,17 @@ Steps:
 2. Correctness gate: ``check_backend`` on small shapes (m=1, uneven rows, an empty group)
    and on one real-size shape; a backend that fails is not timed.
 3. Launch floor: a one-element kernel timed eagerly and inside a CUDA graph.
-4. The article grid: Q in 1..4, B in powers of two to 256, D in {1, 2, 4, 8, 16, 32},
-   N=4096, K=7168, shapes from eqs. (6) and (7). Configurations with the same
-   (num_groups, m) are measured once and listed together in the ``configs`` column.
-   Each shape is timed with CUDA events after an L2 flush and with CUDA-graph replay
-   (flush inside the graph, flush-only time subtracted). Every repetition is one CSV row.
+4. The article grid (Q in 1..4, B in powers of two to 256, D in {1, 2, 4, 8, 16, 32},
+   N=4096, K=7168, shapes from eqs. (6) and (7)) through ``moe_groupgemm.sweep.run_sweep``
+   in bfloat16 for every gated backend except DeepGEMM: CUDA events after an L2 flush,
+   written as an ordinary run under ``<output-dir>/<device>/<run-id>/`` that the book reads.
+5. CUDA-graph replay (flush inside the graph, flush-only time subtracted) per unique
+   (num_groups, m) shape, plus DeepGEMM's event timings, into ``cuda_graph.csv`` in the
+   same folder; gate results and the launch floor go to ``gpu_check.json``.
 
-The whole run stops taking new points at ``--budget-s`` seconds; each backend gets an equal
+Step 5 stops taking new shapes at ``--budget-s`` seconds. Each backend gets an equal
 share of the time left when it starts, so one slow backend (a JIT compiler, say) cannot
-starve the others. Skipped points are listed in ``metadata.json``.
+starve the others. Skipped shapes are listed in ``gpu_check.json``.
 
 Usage: python scripts/gpu_check.py [--output-dir data/raw] [--budget-s 420] [--dry-run]
 """
@@ -56,17 +58,18 @@ GRAPH_WARMUP = 2
 GRAPH_REPS = 10
 GRAPH_CALLS_PER_REPLAY = 5
 
-# Planning assumptions for the estimate (not measured): Python-side cost per (shape, backend)
-# for prepare, graph capture and bookkeeping; one-off start-up and JIT compilation; the cost
-# of one eager kernel launch for backends that launch one kernel per group.
+# Planning assumptions for the estimate, not measurements. POINT_OVERHEAD_S is the Python-side
+# cost per (shape, backend) of prepare, graph capture and bookkeeping. STARTUP_S covers start-up
+# and JIT compilation. EAGER_LAUNCH_S is one eager launch, paid per group by torch_loop.
 POINT_OVERHEAD_S = 0.3
 STARTUP_S = 60.0
 EAGER_LAUNCH_S = 8e-6
 
+# N is a multiple of 256 and K of 128 in every case, so no kernel's tile choice rules a case out.
 GATE_CASES: tuple[tuple[tuple[int, ...], int, int], ...] = (
     ((1,), 256, 512),
     ((3, 1, 17), 256, 512),
-    ((2, 0, 5), 384, 1024),
+    ((2, 0, 5), 512, 1024),
     ((1, 7, 33), DEEPSEEK_V3_GEMM_N, DEEPSEEK_V3_GEMM_K),
 )
 
@@ -77,11 +80,12 @@ CSV_COLUMNS = (
 
 
 def write_rows(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """Append per-repetition rows to ``run_dir/gpu_check.csv``, writing the header on first use.
+    """Append CUDA-graph per-repetition rows to ``run_dir/cuda_graph.csv``, writing the header on first use.
 
-    Stand-in until this script writes through ``moe_groupgemm.run_store``.
+    The sweep's ``timings.csv`` holds the CUDA-event times of every (Q, B, D); this file
+    adds the graph-replay method per unique (num_groups, m) shape, which the book does not read yet.
     """
-    path = run_dir / "gpu_check.csv"
+    path = run_dir / "cuda_graph.csv"
     new_file = not path.exists()
     with open(path, "a", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
@@ -93,9 +97,10 @@ def write_rows(run_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def write_metadata(run_dir: Path, metadata: dict[str, Any]) -> None:
-    temporary = run_dir / ".metadata.json.tmp"
+    """Write the gate, launch-floor and CUDA-graph bookkeeping beside the sweep's own metadata.json."""
+    temporary = run_dir / ".gpu_check.json.tmp"
     temporary.write_text(json.dumps(metadata, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(temporary, run_dir / "metadata.json")
+    os.replace(temporary, run_dir / "gpu_check.json")
 
 
 def article_grid() -> dict[tuple[int, int], list[tuple[int, int, int]]]:
@@ -194,7 +199,8 @@ def correctness_gate(device: torch.device, names: list[str], metadata: dict[str,
             try:
                 result = check_backend(backend, problem)
                 results.append({"passed": result.passed, "message": result.message})
-            except (RuntimeError, ValueError) as error:
+            # Any exception is recorded, not raised: one broken backend must not end the device run.
+            except Exception as error:  # noqa: BLE001
                 results.append({"passed": False, "message": f"{type(error).__name__}: {error}"})
             status = "通过" if results[-1]["passed"] else "失败"
             print(f"正确性 {name} {rows} n={n} k={k}：{status}：{results[-1]['message']}")
@@ -213,11 +219,12 @@ def measure_shape(
     backend = get_backend(backend_name)
     problem = make_problem(shape.rows, weights[: shape.num_groups], seed)
     state = backend.prepare(problem)
-    times = {
-        "cuda_events_l2_flush": cuda_timing.time_cuda_events(
+    times = {}
+    if backend_name == "deepgemm_fp8_masked":
+        # The sweep above leaves DeepGEMM out, so its event timings are taken here.
+        times["cuda_events_l2_flush"] = cuda_timing.time_cuda_events(
             lambda: backend.run(state), warmup=EVENT_WARMUP, reps=EVENT_REPS, flush_bytes=flush_bytes
         )
-    }
     times["cuda_graph_l2_flush"] = cuda_timing.time_cuda_graph(
         lambda: backend.run(state), reps=GRAPH_REPS, calls_per_replay=GRAPH_CALLS_PER_REPLAY,
         warmup=GRAPH_WARMUP, flush_bytes=flush_bytes,
@@ -251,8 +258,6 @@ def main() -> int:
     spec = hardware.gpu_spec_for(device_name) or hardware.GPU_SPECS["h200-sxm"]
     flush_bytes = cuda_timing.default_flush_bytes(device)
     run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-gpu-check"
-    run_dir = Path(arguments.output_dir) / hardware.device_slug(device) / run_id
-    run_dir.mkdir(parents=True, exist_ok=False)
     metadata: dict[str, Any] = {
         "script": "scripts/gpu_check.py", "run_id": run_id, "device_model": device_name,
         "capability": list(torch.cuda.get_device_capability(device)), "roofline_spec": spec.name,
@@ -269,16 +274,32 @@ def main() -> int:
         if reason is None:
             available.append(backend)
     print_plan(grid, available, spec, flush_bytes, arguments.budget_s)
-    write_metadata(run_dir, metadata)
 
     gated = set(correctness_gate(device, [backend.name for backend in available], metadata))
     timed = [backend for backend in available if backend.name in gated]
     metadata["launch_floor"] = cuda_timing.measure_launch_floor()
     print(f"空 kernel 用时：{ {key: f'{value * 1e6:.2f} µs' for key, value in metadata['launch_floor'].items()} }")
+
+    # The article grid with CUDA events, in the sweep's own format, so the book reads it like any run.
+    # DeepGEMM is left out here because its FP8 MFU needs the FP8 peak; it is timed below only.
+    from moe_groupgemm.sweep import run_sweep
+    from moe_groupgemm.sweep_parameters import SweepParameters
+
+    bf16_backends = [backend.name for backend in timed if backend.precision == "bf16"]
+    sweep_result = run_sweep(SweepParameters(
+        device="cuda", dtype="bfloat16", q_lens=list(Q_LENS), batch_sizes=list(BATCH_SIZES),
+        dp_sizes=list(DP_SIZES), warmup=EVENT_WARMUP, reps=EVENT_REPS, output_dir=arguments.output_dir,
+        backends=bf16_backends, routing="formula", run_id=run_id,
+    ))
+    run_dir = sweep_result.run_dir
+    metadata["sweep_failures"] = sweep_result.failures
     write_metadata(run_dir, metadata)
 
     weights = random_weights(max(key[0] for key in grid), DEEPSEEK_V3_GEMM_N, DEEPSEEK_V3_GEMM_K, seed=0, device=device)
-    order = sorted(grid, key=lambda key: grid_shape(key).flops() + grid_shape(key).bytes_moved(2))
+    # Cheapest shapes first, so a run cut short by the budget still covers most of the grid.
+    bf16 = roofline.PRECISIONS["bf16"]
+    bf16_machine = roofline.gpu_machine(spec, bf16)
+    order = sorted(grid, key=lambda key: roofline.predict(grid_shape(key), bf16_machine, bf16).seconds)
     for position, backend in enumerate(timed):
         backend_deadline = time.perf_counter() + (arguments.budget_s - (time.perf_counter() - started)) / (
             len(timed) - position)
@@ -294,7 +315,7 @@ def main() -> int:
             configs = " ".join(f"Q{q}B{b}D{d}" for q, b, d in grid[key])
             try:
                 times = measure_shape(backend.name, shape, weights, flush_bytes, seed=index)
-            except (RuntimeError, ValueError) as error:
+            except Exception as error:  # noqa: BLE001 - recorded, as in the correctness gate
                 message = f"{backend.name} num_groups={key[0]} m={key[1]}: {type(error).__name__}: {error}"
                 metadata["failures"].append(message)
                 print(f"失败：{message}")

@@ -86,18 +86,21 @@ def test_triton_masked_matches_reference_in_interpreter() -> None:
 def test_triton_masked_on_cpu_needs_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     reason = get_backend("triton_masked").availability(CPU, torch.float32)
-    assert reason is not None and "TRITON_INTERPRET=1" in reason, reason
+    assert reason is not None
+    assert "TRITON_INTERPRET=1" in reason, reason
 
 
 def test_triton_interpreter_rejects_bfloat16(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     reason = get_backend("triton_masked").availability(CPU, torch.bfloat16)
-    assert reason is not None and "bfloat16" in reason, reason
+    assert reason is not None
+    assert "bfloat16" in reason, reason
 
 
 def test_deepgemm_unavailable_on_cpu() -> None:
     reason = get_backend("deepgemm_fp8_masked").availability(CPU, torch.bfloat16)
-    assert reason is not None and "cpu" in reason, reason
+    assert reason is not None
+    assert "cpu" in reason, reason
 
 
 @pytest.mark.parametrize("name", ["torch_loop", "masked_bmm", "grouped_mm"])
@@ -108,14 +111,16 @@ def test_fp8_inputs_rejected_with_reason(name: str) -> None:
 
 def test_grouped_mm_rejects_float64() -> None:
     reason = get_backend("grouped_mm").availability(CPU, torch.float64)
-    assert reason is not None and "float64" in reason, reason
+    assert reason is not None
+    assert "float64" in reason, reason
 
 
 def test_grouped_mm_misaligned_k_names_parameter() -> None:
     problem = make_problem((2, 3), torch.bfloat16, k=36)  # 36 * 2 bytes is not a multiple of 16
     with pytest.raises(ParameterError) as raised:
         get_backend("grouped_mm").prepare(problem)
-    assert raised.value.name == "k" and raised.value.value == 36, str(raised.value)
+    assert raised.value.name == "k", str(raised.value)
+    assert raised.value.value == 36, str(raised.value)
 
 
 def test_check_backend_rejects_unavailable_backend() -> None:
@@ -144,7 +149,8 @@ def test_check_backend_reports_wrong_output() -> None:
     result = check_backend(_SwappedWeightsBackend(), problem)
     assert not result.passed, result.message
     assert result.max_abs_error > absolute_tolerance(torch.float32), result.message
-    assert "rows=(3, 1, 17)" in result.message and "first: (row=" in result.message, result.message
+    assert "rows=(3, 1, 17)" in result.message, result.message
+    assert "first: (row=" in result.message, result.message
 
 
 def test_masked_layout_round_trip() -> None:
@@ -165,7 +171,8 @@ def test_triton_tile_m_covers_decode_rows(max_m: int, block_m: int) -> None:
 def test_fp8_per_token_round_trip_error() -> None:
     x = torch.randn(5, 256, generator=torch.Generator().manual_seed(1))
     values, scales = fp8_blockwise.quantize_per_token(x)
-    assert values.dtype == torch.float8_e4m3fn and tuple(scales.shape) == (5, 2), (values.dtype, scales.shape)
+    assert values.dtype == torch.float8_e4m3fn, values.dtype
+    assert tuple(scales.shape) == (5, 2), scales.shape
     error = (fp8_blockwise.dequantize_per_token(values, scales) - x).abs()
     # e4m3 keeps 3 mantissa bits: rounding error is at most 2^-4 of the value, plus the
     # subnormal step (2^-9 of the block scale) for values near zero.
@@ -176,7 +183,8 @@ def test_fp8_per_token_round_trip_error() -> None:
 def test_fp8_per_block_scales_shape_with_partial_block() -> None:
     weight = torch.randn(200, 256, generator=torch.Generator().manual_seed(2))
     values, scales = fp8_blockwise.quantize_per_block(weight)
-    assert tuple(values.shape) == (200, 256) and tuple(scales.shape) == (2, 2), (values.shape, scales.shape)
+    assert tuple(values.shape) == (200, 256), values.shape
+    assert tuple(scales.shape) == (2, 2), scales.shape
     relative = (fp8_blockwise.dequantize_per_block(values, scales) - weight).norm() / weight.norm()
     assert float(relative) < 0.05, f"relative error {float(relative):.3e}"
 
@@ -191,7 +199,8 @@ def test_fp8_power_of_two_scales() -> None:
 def test_fp8_rejects_k_not_multiple_of_128() -> None:
     with pytest.raises(ParameterError) as raised:
         fp8_blockwise.quantize_per_token(torch.randn(2, 100))
-    assert raised.value.name == "k" and raised.value.value == 100, str(raised.value)
+    assert raised.value.name == "k", str(raised.value)
+    assert raised.value.value == 100, str(raised.value)
 
 
 def test_fp8_block_scaled_gemm_within_fp8_tolerance() -> None:

@@ -61,7 +61,7 @@ def test_sweep_notebook_has_one_parameters_cell():
     notebook = nbformat.read(REPOSITORY_ROOT / "notebooks" / "sweep.ipynb", as_version=4)
     tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1
-    names = set(re.findall(r"^(\w+) =", tagged[0].source, re.MULTILINE))
+    names = set(re.findall(r"^(\w+)(?::[^=]+)? =", tagged[0].source, re.MULTILINE))
     required = {"device", "dtype", "q_lens", "batch_sizes", "dp_sizes", "n", "k", "num_experts", "top_k",
                 "warmup", "reps", "output_dir"}
     assert required <= names, f"missing parameters: {required - names}"

@@ -53,9 +53,10 @@ def test_write_rows_appends_under_one_header(gpu_check, tmp_path: Path) -> None:
     row = {column: 1 for column in gpu_check.CSV_COLUMNS}
     gpu_check.write_rows(tmp_path, [row])
     gpu_check.write_rows(tmp_path, [row, row])
-    with open(tmp_path / "gpu_check.csv", newline="", encoding="utf-8") as handle:
+    with open(tmp_path / "cuda_graph.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 3 and list(rows[0]) == list(gpu_check.CSV_COLUMNS), rows
+    assert len(rows) == 3, rows
+    assert list(rows[0]) == list(gpu_check.CSV_COLUMNS), rows[0]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -64,4 +65,5 @@ def test_cuda_event_timing_returns_positive_reps() -> None:
 
     a = torch.randn(256, 256, device="cuda")
     times = cuda_timing.time_cuda_events(lambda: a @ a, warmup=1, reps=3)
-    assert len(times) == 3 and all(t > 0 for t in times), times
+    assert len(times) == 3, times
+    assert all(t > 0 for t in times), times

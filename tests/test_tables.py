@@ -26,10 +26,13 @@ def test_tiny_run_loads_and_summarizes(tiny_run: Path):
 
 def test_mfu_formula(tiny_run: Path):
     run = load_run(tiny_run)
-    row = summarize(run).iloc[0]
-    peak = run.metadata["peak"]["flops_per_s"]
+    summary = summarize(run)
+    row = summary.iloc[0]
+    peak = row["peak_flops_per_s"]
     expected = 2 * row["total_rows"] * row["n"] * row["k"] / (row["time_us_median"] * 1e-6 * peak)
     assert row["mfu"] == pytest.approx(expected, rel=1e-12)
+    assert peak >= run.metadata["peak"]["flops_per_s"]
+    assert summary["mfu"].max() <= 1.0 + 1e-12, summary["mfu"].max()
 
 
 def _edit_line(path: Path, line: int, old: str, new: str) -> None:

@@ -1,4 +1,4 @@
-"""Correctness check of a backend's output against a float64 reference on the CPU."""
+"""Correctness checks of a backend's output against a float64 reference."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def check_sampled_rows(
     """Compare sampled output rows of every group with float64 ``x_i @ W_i^T``.
 
     Sampling keeps the check cheap at the real shape, where a full float64 copy
-    of the weights would need 8 bytes per element of every expert; every group
+    of the weights would need 8 bytes per element of every expert. Every group
     is still checked, so a wrong weight-to-group mapping is caught.
     """
     tolerance = absolute_tolerance(dtype)
@@ -55,13 +55,16 @@ def check_sampled_rows(
 
     indices = sampled_row_indices(problem.rows, rows_per_group)
     group_of_row = torch.repeat_interleave(torch.arange(len(problem.rows)), torch.tensor(problem.rows, dtype=torch.long))
-    x = problem.x.detach().to("cpu")
-    actual = output.detach().to("cpu", torch.float64)
+    # The reference runs in float64 on the problem's own device, one group at a time, so a
+    # GPU check never copies the weights to the host.
+    device = problem.x.device
+    x = problem.x.detach()
+    actual = output.detach().to(device, torch.float64)
     max_error = 0.0
     worst = ""
     for group in range(len(problem.rows)):
-        selected = indices[group_of_row[indices] == group]
-        weight = problem.weights[group].detach().to("cpu", torch.float64)
+        selected = indices[group_of_row[indices] == group].to(device)
+        weight = problem.weights[group].detach().to(torch.float64)
         expected = x[selected].to(torch.float64) @ weight.T
         error = (actual[selected] - expected).abs()
         group_max = float(error.max()) if error.numel() else 0.0
@@ -116,7 +119,10 @@ def check_backend(backend: Backend, problem: GroupGemmProblem) -> CheckResult:
     error = torch.where(torch.isnan(error), torch.full_like(error, float("inf")), error)
     max_abs_error = float(error.max())
     scale = float(expected.abs().max())
-    max_rel_error = max_abs_error / scale if scale > 0 else (0.0 if max_abs_error == 0 else float("inf"))
+    if scale > 0:
+        max_rel_error = max_abs_error / scale
+    else:
+        max_rel_error = 0.0 if max_abs_error == 0 else float("inf")
     bad = torch.nonzero(error > tolerance)
     passed = bad.shape[0] == 0
 

@@ -1,6 +1,6 @@
 """Per-repetition GPU timing: CUDA events around each call with a cold L2, and CUDA-graph replay.
 
-Two methods, because each misses something the other sees:
+Two methods, because each misses something the other one measures:
 
 - ``time_cuda_events``: before every repetition a buffer larger than L2 is zeroed, so the
   weights come from HBM, as they do in a decode step where other layers ran in between.
@@ -34,7 +34,7 @@ def default_flush_bytes(device: torch.device | None = None) -> int:
 
 
 def flush_buffer(num_bytes: int, device: torch.device | None = None) -> torch.Tensor:
-    """A cached int8 buffer of ``num_bytes`` on ``device``; zeroing it evicts L2."""
+    """Return a cached int8 buffer of ``num_bytes`` on ``device``. Zeroing it evicts L2."""
     index = torch.device(device or "cuda").index
     key = (torch.cuda.current_device() if index is None else index, num_bytes)
     if key not in _flush_buffers:
@@ -130,10 +130,10 @@ def time_cuda_graph(
 
 
 def measure_launch_floor(reps: int = 50, calls_per_replay: int = 100) -> dict[str, float]:
-    """Median seconds of a one-element kernel: one eager call timed by events, and per call in a graph.
+    """Time a one-element kernel: median seconds of one eager call (events) and per call in a graph.
 
-    The graph figure is the floor a GroupGEMM kernel pays on the GPU alone; the eager figure
-    adds what a launch from Python costs when the GPU waits for it.
+    The graph figure is the floor that a GroupGEMM kernel pays on the GPU alone. The eager
+    figure adds what a launch from Python costs while the GPU waits for it.
     """
     scratch = torch.zeros(1, device="cuda")
 

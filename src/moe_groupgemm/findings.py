@@ -54,3 +54,8 @@ def equal_rows_time_spread(summary: pd.DataFrame) -> float:
         if len(cell) > 1:
             spreads.append(cell["time_us_median"].max() / cell["time_us_median"].min())
     return float(max(spreads)) if spreads else float("nan")
+
+
+def agreement_phrase(holds: bool) -> str:
+    """Chinese phrase the prose uses to say whether the data agree with a model prediction."""
+    return "与模型的预期一致" if holds else "与模型的预期不一致，需要结合噪声水平另作解释"

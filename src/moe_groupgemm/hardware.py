@@ -7,6 +7,7 @@ copy bandwidth and records them; MFU on a CPU is relative to that measured peak.
 
 from __future__ import annotations
 
+import functools
 import platform
 import re
 import time
@@ -81,7 +82,7 @@ def datasheet_peak_flops(spec: GpuSpec, dtype: torch.dtype) -> float:
 
 
 def cpu_model_name() -> str:
-    """The processor model from /proc/cpuinfo, or platform.processor() elsewhere."""
+    """Return the processor model from /proc/cpuinfo, or platform.processor() where that file is missing."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
@@ -114,8 +115,12 @@ def _best_seconds(function, repeats: int) -> float:
     return best
 
 
-def measure_cpu_gemm_flops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """Best-of-``repeats`` FLOP/s of a square ``size``^3 matmul in ``dtype`` on the CPU."""
+@functools.lru_cache(maxsize=None)
+def measure_cpu_gemm_flops(dtype: torch.dtype, size: int = 4096, repeats: int = 3) -> float:
+    """Measure best-of-``repeats`` FLOP/s of a square ``size``^3 matmul in ``dtype`` on the CPU.
+
+    Cached per process, so several sweeps in one process share one measurement.
+    """
     a = torch.randn(size, size, dtype=dtype)
     b = torch.randn(size, size, dtype=dtype)
     torch.matmul(a, b)
@@ -123,8 +128,12 @@ def measure_cpu_gemm_flops(dtype: torch.dtype, size: int = 2048, repeats: int = 
     return 2 * size**3 / seconds
 
 
+@functools.lru_cache(maxsize=None)
 def measure_cpu_copy_bandwidth(num_bytes: int = 512 * 2**20, repeats: int = 5) -> float:
-    """Best-of-``repeats`` copy bandwidth in bytes/s, counting each byte read and written once."""
+    """Measure best-of-``repeats`` copy bandwidth in bytes/s, counting each byte read and written once.
+
+    Cached per process, like ``measure_cpu_gemm_flops``.
+    """
     source = torch.ones(num_bytes // 4, dtype=torch.float32)
     target = torch.empty_like(source)
     target.copy_(source)

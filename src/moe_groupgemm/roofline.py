@@ -48,7 +48,7 @@ PRECISIONS: dict[str, Precision] = {
 
 @dataclass(frozen=True)
 class Machine:
-    """What the roofline needs of a device for one precision."""
+    """Bandwidth, peak and launch floor of one device at one precision, with their source."""
 
     name: str
     bytes_per_s: float
@@ -76,7 +76,7 @@ class RooflinePoint:
 
 
 def precision_named(name: str) -> Precision:
-    """The precision called ``name`` (fp32, bf16, fp8); raise ParameterError otherwise."""
+    """Look up the precision called ``name`` (fp32, bf16, fp8); raise ParameterError for any other name."""
     if name not in PRECISIONS:
         raise ParameterError("precision", name, f"{sorted(PRECISIONS)} 之一", "bf16 对应 BF16 权重，fp8 对应 FP8 权重")
     return PRECISIONS[name]
@@ -98,7 +98,7 @@ def predict(shape: GroupGemmShape, machine: Machine, precision: Precision) -> Ro
 
 
 def gpu_machine(spec: GpuSpec, precision: Precision, launch_floor_s: float = GPU_LAUNCH_FLOOR_S) -> Machine:
-    """A GPU from its datasheet: HBM bandwidth and the dense peak of the precision's input type."""
+    """Build a GPU's machine from its datasheet: HBM bandwidth and the dense peak of the precision's input type."""
     if precision.name == "fp8":
         flops = spec.fp8_flops
     elif precision.name == "bf16":
@@ -109,7 +109,7 @@ def gpu_machine(spec: GpuSpec, precision: Precision, launch_floor_s: float = GPU
 
 
 def cpu_machine(dtype: torch.dtype, launch_floor_s: float = CPU_LAUNCH_FLOOR_S) -> Machine:
-    """This CPU, measured now: copy bandwidth and the GEMM peak of ``dtype`` (takes a few seconds)."""
+    """Measure this CPU's copy bandwidth and ``dtype`` GEMM peak (a few seconds) and return its machine."""
     return Machine(
         name=hardware.cpu_model_name(),
         bytes_per_s=hardware.measure_cpu_copy_bandwidth(),
@@ -198,3 +198,60 @@ def ridge_rows_per_group(machine: Machine, precision: Precision, n: int, k: int)
     if per_row_compute_s <= per_row_memory_s:
         return math.inf
     return weight_s / (per_row_compute_s - per_row_memory_s)
+
+
+# Precision of a sweep dtype name, as stored in a run's metadata.
+DTYPE_PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "bf16", "float8_e4m3fn": "fp8"}
+
+
+def machine_for_run(metadata: dict) -> Machine | None:
+    """The roofline machine of a committed run, or None if its device has no known figures.
+
+    A CPU run uses the copy bandwidth and GEMM peak it measured and recorded; a GPU run
+    uses the datasheet entry matching its device model.
+    """
+    precision = PRECISIONS[DTYPE_PRECISION[metadata["dtype"]]]
+    if metadata["device_type"] == "cpu":
+        bandwidth = metadata.get("copy_bandwidth_bytes_per_s")
+        peak = metadata["peak"].get("flops_per_s")
+        if not bandwidth or not peak:
+            return None
+        return Machine(metadata["device_model"], bandwidth, peak, CPU_LAUNCH_FLOOR_S,
+                       "measured by the run: copy bandwidth and square-GEMM peak in metadata.json")
+    spec = hardware.gpu_spec_for(metadata["device_model"])
+    if spec is None:
+        return None
+    return gpu_machine(spec, precision if precision.name != "fp32" else PRECISIONS["bf16"])
+
+
+def predicted_seconds(rows: tuple[int, ...], n: int, k: int, machine: Machine, precision: Precision) -> RooflinePoint:
+    """Roofline point of a GroupGEMM with the given rows per group."""
+    return predict(GroupGemmShape(rows=rows, n=n, k=k), machine, precision)
+
+
+def predict_article_grid(
+    spec_key: str, precision_name: str, q_lens: list[int], batch_sizes: list[int], dp_sizes: list[int],
+    n: int, k: int,
+) -> "pd.DataFrame":
+    """Roofline time and MFU of the article's (6)/(7) shapes on a datasheet GPU; a prediction, not data."""
+    import pandas as pd
+
+    from moe_groupgemm.engine_config import EngineConfig
+    from moe_groupgemm.shapes import formula_shape
+
+    spec = hardware.GPU_SPECS[spec_key]
+    precision = precision_named(precision_name)
+    machine = gpu_machine(spec, precision)
+    records = []
+    for dp_size in dp_sizes:
+        for q_len in q_lens:
+            for batch_size in batch_sizes:
+                shape = formula_shape(EngineConfig(batch_size=batch_size, q_len=q_len, dp_size=dp_size), n, k)
+                point = predict(shape, machine, precision)
+                records.append({
+                    "gpu": spec.name, "precision": precision.name, "q_len": q_len, "batch_size": batch_size,
+                    "dp_size": dp_size, "num_groups": shape.num_groups, "m": shape.rows[0],
+                    "predicted_time_us": point.seconds * 1e6, "bound": point.bound,
+                    "predicted_mfu": shape.flops() / (point.seconds * machine.flops_per_s),
+                })
+    return pd.DataFrame.from_records(records)

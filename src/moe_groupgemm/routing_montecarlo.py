@@ -1,8 +1,8 @@
 """Monte Carlo simulation of MoE token routing for one or more decode steps.
 
 One step routes all D * B * Q tokens of the cluster. Each token picks K
-distinct logical experts; physical slot s holds logical expert s % E, and rank
-r holds the E_node = (E + R) / D contiguous slots r * E_node ... (r + 1) * E_node - 1.
+distinct logical experts. Physical slot s serves logical expert s % E, and rank
+r hosts the E_node = (E + R) / D contiguous slots r * E_node ... (r + 1) * E_node - 1.
 
 Routing modes (``SIMULATION_MODES``):
 
@@ -36,7 +36,9 @@ CPU for this work; ``benchmarks/routing_speed.py`` measures the throughput.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -47,6 +49,9 @@ from moe_groupgemm.engine_config import (
     EngineConfig,
 )
 from moe_groupgemm.errors import ParameterError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SIMULATION_MODES = ("uniform", "group_limited", "zipf")
 
@@ -95,7 +100,7 @@ class RoutingSample:
         return self.rows.max(axis=2)
 
     def rank_rows(self, step: int, rank: int) -> tuple[int, ...]:
-        """The positive m[i] of one rank in one step, in local slot order."""
+        """Return the positive m[i] of one rank in one step, in local slot order."""
         slots = self.rows[step, rank]
         return tuple(int(m) for m in slots[slots > 0])
 
@@ -153,6 +158,43 @@ def summarize(sample: RoutingSample) -> SampleSummary:
     )
 
 
+def monte_carlo_frame(
+    configs: Iterable[EngineConfig],
+    mode: str = "uniform",
+    min_tokens: int = 20_000,
+    min_samples: int = 200,
+    seed: int = 0,
+    zipf_exponent: float = 1.0,
+) -> "pd.DataFrame":
+    """Simulate every config and return one row of ``summarize`` results per config.
+
+    Each config runs enough steps for at least ``min_tokens`` routed tokens and
+    at least ``min_samples`` (step, rank) observations, with seed
+    ``seed + index`` so that configs use different random streams. Columns:
+    batch_size, q_len, dp_size, redundant_experts, mode, zipf_exponent, steps,
+    then the SampleSummary fields.
+    """
+    import pandas as pd  # deferred: the command line does not need pandas
+
+    _check_nonnegative_int("min_tokens", min_tokens, positive=True)
+    _check_nonnegative_int("min_samples", min_samples, positive=True)
+    records = []
+    for index, config in enumerate(configs):
+        steps = max(-(-min_samples // config.dp_size), -(-min_tokens // config.tokens_total))
+        sample = simulate_routing(config, mode, steps=steps, seed=seed + index, zipf_exponent=zipf_exponent)
+        records.append({
+            "batch_size": config.batch_size,
+            "q_len": config.q_len,
+            "dp_size": config.dp_size,
+            "redundant_experts": config.redundant_experts,
+            "mode": mode,
+            "zipf_exponent": zipf_exponent if mode == "zipf" else math.nan,
+            "steps": steps,
+            **asdict(summarize(sample)),
+        })
+    return pd.DataFrame.from_records(records)
+
+
 def _standard_error(values: np.ndarray) -> float:
     if values.size < 2:
         return math.nan
@@ -185,7 +227,7 @@ def simulate_routing(
     tokens = config.tokens_total
     steps_per_chunk = max(1, _CHUNK_TOKENS // tokens)
     rows = np.empty((steps, config.dp_size, config.local_experts), dtype=np.int64)
-    reach = np.empty((steps, tokens), dtype=np.uint8 if config.dp_size < 256 else np.uint16)
+    reach = np.empty((steps, tokens), dtype=np.uint8 if min(config.top_k, config.dp_size) < 256 else np.uint16)
     for first in range(0, steps, steps_per_chunk):
         chunk_steps = min(steps_per_chunk, steps - first)
         logical = _draw_logical_experts(config, mode, chunk_steps * tokens, generator, weights)
@@ -242,10 +284,10 @@ def _check_group_limited(config: EngineConfig) -> None:
 # ---------------------------------------------------------------------------
 
 def _random_bytes(generator: torch.Generator, count: int) -> np.ndarray:
-    """``count`` independent uniform bytes.
+    """Draw ``count`` independent uniform bytes.
 
     ``random_()`` on int64 fills [0, 2**63), so bytes 0-6 of each value are
-    uniform and byte 7 has only 7 random bits; only the first seven are used.
+    uniform while byte 7 has only 7 random bits. Only the first seven are used.
     """
     words = -(-count // 7)
     raw = torch.empty(words, dtype=torch.int64).random_(generator=generator)
@@ -277,7 +319,7 @@ def _duplicate_rows(picks: np.ndarray) -> np.ndarray:
 
 
 def _redraw_duplicates(picks: np.ndarray, redraw) -> np.ndarray:
-    """Replace every column that holds a repeated value by ``redraw(indices)`` until none is left.
+    """Replace every column that contains a repeated value by ``redraw(indices)`` until none is left.
 
     Rejecting whole columns keeps each column uniform over the outcomes
     without repeats, so the kept set has the conditional law of the draw.
@@ -319,45 +361,70 @@ def _draw_uniform(config: EngineConfig, tokens: int, generator: torch.Generator)
 def _draw_group_limited(config: EngineConfig, tokens: int, generator: torch.Generator) -> np.ndarray:
     """DeepSeek-V3 group-limited top-K with i.i.d. Uniform(0, 1) scores, sampled through order statistics.
 
-    For n i.i.d. Uniform(0, 1) scores the largest is V ** (1 / n), and given the
-    j largest, the next one is the j-th times V ** (1 / (n - j)) for a fresh
-    uniform V. So each group needs only its top two scores to rank groups, and a
-    kept group needs only its top min(K, group size) scores. The positions of a
-    group's top scores are a uniformly random set of distinct slots, because the
-    scores are exchangeable.
+    Work in y = -log(score). For n i.i.d. uniform scores, the j-th smallest y
+    is the (j-1)-th plus Exp(1) / (n - j + 1) (Renyi's representation). So each
+    group needs only its two best scores to be ranked, and a kept group needs
+    only its best min(K, group size). The slots with a group's best scores are
+    a uniformly random set of distinct slots, because the scores are
+    exchangeable. Arithmetic is float32: two scores closer than float32
+    resolution (probability of order 1e-7 per comparison) are ordered by rounding.
     """
     groups, kept_groups, top_k = DEEPSEEK_V3_EXPERT_GROUPS, DEEPSEEK_V3_TOPK_GROUPS, config.top_k
     group_size = config.num_experts // groups
     depth = min(top_k, group_size)
-    # Largest scores first: log a_j = log a_{j-1} + log(V_j) / (group_size - j + 1).
-    exponents = 1.0 / (group_size - np.arange(depth, dtype=np.float64))
 
-    first_two = torch.rand((tokens, groups, GROUP_SCORE_TOP_EXPERTS), dtype=torch.float64, generator=generator).numpy()
-    log_top = np.cumsum(np.log(first_two) * exponents[:GROUP_SCORE_TOP_EXPERTS], axis=2)
-    group_score = np.exp(log_top).sum(axis=2)
-    kept = np.argpartition(-group_score, kept_groups - 1, axis=1)[:, :kept_groups]
+    def exponential(shape: tuple[int, ...]) -> np.ndarray:
+        # -log(1 - u) is Exp(1) for u ~ Uniform[0, 1); 1 - u is exact in float32
+        # for u on torch.rand's 2**-24 grid.
+        values = torch.rand(shape, generator=generator)
+        return values.neg_().log1p_().neg_().numpy()
 
-    log_kept = np.take_along_axis(log_top, kept[:, :, None], axis=1)
+    # Best two scores of every group, as y values; layout [rank, group, token].
+    first = exponential((GROUP_SCORE_TOP_EXPERTS, groups, tokens))
+    best = first[0] / np.float32(group_size)
+    second = best + first[1] / np.float32(group_size - 1)
+    # Group score minus 2, exact to float32 relative precision: exp(-y) - 1 summed.
+    group_score = (torch.from_numpy(best).neg().expm1_() + torch.from_numpy(second).neg().expm1_()).numpy()
+
+    # Rank of each group by score (0 = best) from pairwise comparisons.
+    group_rank = np.zeros((groups, tokens), dtype=np.uint8)
+    for group in range(groups):
+        for other in range(groups):
+            if other != group:
+                group_rank[group] += group_score[other] > group_score[group]
+    kept_ids = np.zeros((kept_groups, tokens), dtype=np.uint8)
+    for group in range(1, groups):
+        for slot in range(kept_groups):
+            kept_ids[slot] += (group_rank[group] == slot) * np.uint8(group)
+
+    # y values of the kept groups' best `depth` scores; layout [rank, kept slot, token].
+    kept_y = np.empty((depth, kept_groups, tokens), dtype=np.float32)
+    kept_y[0] = np.take_along_axis(best, kept_ids, axis=0)
+    kept_y[1] = np.take_along_axis(second, kept_ids, axis=0)
     if depth > GROUP_SCORE_TOP_EXPERTS:
-        rest = torch.rand((tokens, kept_groups, depth - GROUP_SCORE_TOP_EXPERTS), dtype=torch.float64, generator=generator)
-        steps = np.log(rest.numpy()) * exponents[GROUP_SCORE_TOP_EXPERTS:]
-        log_rest = log_kept[:, :, -1:] + np.cumsum(steps, axis=2)
-        log_kept = np.concatenate([log_kept, log_rest], axis=2)
+        more = exponential((depth - GROUP_SCORE_TOP_EXPERTS, kept_groups, tokens))
+        for index in range(GROUP_SCORE_TOP_EXPERTS, depth):
+            kept_y[index] = kept_y[index - 1] + more[index - GROUP_SCORE_TOP_EXPERTS] / np.float32(group_size - index)
 
-    # The token's K experts are the K largest of the kept groups' top scores.
-    flat = log_kept.reshape(tokens, kept_groups * depth)
-    threshold = -np.partition(-flat, top_k - 1, axis=1)[:, top_k - 1]
-    per_group = (log_kept >= threshold[:, None, None]).sum(axis=2)
+    # The token's K experts are the K smallest y among the kept groups.
+    by_token = kept_y.reshape(depth * kept_groups, tokens).T.copy()
+    threshold = np.partition(by_token, top_k - 1, axis=1)[:, top_k - 1]
+    picks_per_slot = np.zeros((kept_groups, tokens), dtype=np.uint8)
+    for index in range(depth):
+        picks_per_slot += kept_y[index] <= threshold
 
-    # Expand counts to one group index per pick: pick p belongs to the first kept
-    # group whose cumulative count exceeds p.
-    cumulative = np.cumsum(per_group, axis=1)
-    pick_slot = (cumulative[:, None, :] <= np.arange(top_k)[None, :, None]).sum(axis=2)
-    pick_group = np.take_along_axis(kept, pick_slot, axis=1).T.astype(np.int64)
+    # Pick p belongs to the first kept slot whose cumulative pick count exceeds p.
+    cumulative = np.cumsum(picks_per_slot, axis=0, dtype=np.uint8)
+    pick_group = np.empty((top_k, tokens), dtype=np.uint8 if config.num_experts <= 256 else np.int64)
+    for pick in range(top_k):
+        slot = np.zeros(tokens, dtype=np.intp)
+        for earlier in range(kept_groups - 1):
+            slot += cumulative[earlier] <= pick
+        pick_group[pick] = np.take_along_axis(kept_ids, slot[None, :], axis=0)[0]
 
     def draw_ids(columns: np.ndarray) -> np.ndarray:
-        offsets = _uniform_integers(generator, group_size, (top_k, columns.size)).astype(np.int64)
-        return pick_group[:, columns] * group_size + offsets
+        offsets = _uniform_integers(generator, group_size, (top_k, columns.size)).astype(pick_group.dtype)
+        return pick_group[:, columns] * pick_group.dtype.type(group_size) + offsets
 
     picks = draw_ids(np.arange(tokens))
     return _redraw_duplicates(picks, draw_ids)
@@ -411,8 +478,8 @@ def _assign_replicas(config: EngineConfig, logical: np.ndarray, generator: torch
         return logical
     logical = logical.astype(np.int64)
     replicas = 1 + (physical - 1 - logical) // experts
-    # Every logical expert has q or q + 1 replicas; a uniform draw over q * (q + 1)
-    # values taken modulo the replica count is uniform over the replicas.
+    # Every logical expert has q or q + 1 replicas. Both divide q * (q + 1), so a
+    # uniform draw over that many values, taken modulo the replica count, is uniform.
     base = physical // experts
     span = base * (base + 1)
     draws = torch.randint(0, span, logical.shape, generator=generator).numpy()
@@ -433,8 +500,11 @@ def _count_rows(physical: np.ndarray, steps: int, tokens: int, slots: int) -> np
 
 def _distinct_ranks(physical: np.ndarray, local_experts: int) -> np.ndarray:
     """Number of distinct ranks among each token's K physical slots."""
-    ranks = physical // local_experts
-    distinct = np.ones(ranks.shape[1], dtype=np.uint8 if ranks.shape[0] < 256 else np.uint16)
+    distinct = np.ones(physical.shape[1], dtype=np.uint8 if physical.shape[0] < 256 else np.uint16)
+    if local_experts > np.iinfo(physical.dtype).max:
+        # Every id fits in one rank's slot range, so each token reaches one rank.
+        return distinct
+    ranks = physical // physical.dtype.type(local_experts)
     for later in range(1, ranks.shape[0]):
         repeated = np.zeros(ranks.shape[1], dtype=bool)
         for earlier in range(later):

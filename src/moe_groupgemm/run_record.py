@@ -31,7 +31,7 @@ def execute_sweep_notebook(parameters: dict[str, Any], notebook: Path = SWEEP_NO
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     # papermill writes the output notebook as cells finish; the sweep itself creates run_dir
     # in its first measuring cell, so write to a sibling file and move it in at the end.
-    pending = run_dir.parent / f".{run_id}.ipynb.partial"
+    pending = run_dir.parent / f".{run_id}.partial.ipynb"
     try:
         papermill.execute_notebook(
             str(notebook), str(pending), parameters=merged.as_dict() | {"run_id": run_id}, progress_bar=False,
@@ -39,7 +39,17 @@ def execute_sweep_notebook(parameters: dict[str, Any], notebook: Path = SWEEP_NO
         )
     finally:
         if run_dir.is_dir() and pending.exists():
+            mark_as_record(pending)
             pending.replace(run_dir / RUN_RECORD_NAME)
         else:
             pending.unlink(missing_ok=True)
     return run_dir
+
+
+def mark_as_record(notebook_path: Path) -> None:
+    """Set ``mystnb.execution_mode: off`` so the book shows the stored outputs and never re-runs the sweep."""
+    import nbformat
+
+    notebook = nbformat.read(notebook_path, as_version=4)
+    notebook.metadata.setdefault("mystnb", {})["execution_mode"] = "off"
+    nbformat.write(notebook, notebook_path)

@@ -7,9 +7,9 @@ Layout of ``<output_dir>/<device-slug>/<run-id>/``:
 - ``timings.csv``: one row per timed repetition, ``time_us`` in microseconds.
 - ``sweep.ipynb``: the executed notebook, when the run was started through ``moe_groupgemm sweep``.
 
-A point's timing rows are written before its ``points.csv`` row, so a run killed
-mid-point leaves timing rows without a point row; ``RunStore.open`` drops those
-on resume, and the point is measured again.
+A point's timing rows are written before its ``points.csv`` row. A run killed
+mid-point therefore leaves timing rows without a point row. ``RunStore.open``
+drops those rows on resume, and the point is measured again.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ TIMING_COLUMNS = (*POINT_KEY, "rep", "time_us")
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    """A sortable, unique run id: UTC timestamp plus 6 random hex digits."""
+    """Return a sortable, unique run id: a UTC timestamp plus 6 random hex digits."""
     now = now or datetime.now(timezone.utc)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 

@@ -37,7 +37,7 @@ class GroupGemmShape:
         return max(self.rows, default=0)
 
     def flops(self) -> int:
-        """2 * sum(m[i]) * N * K multiply-add operations, counted as two FLOPs each."""
+        """Return 2 * sum(m[i]) * N * K: every multiply-add counts as two FLOPs."""
         return 2 * self.total_rows * self.n * self.k
 
     def bytes_moved(self, element_bytes: int) -> int:

@@ -35,7 +35,7 @@ from moe_groupgemm.paths import REPOSITORY_ROOT
 
 @dataclass
 class SweepResult:
-    """Where a sweep wrote its data and what happened to its points."""
+    """Outcome of a sweep: its run folder, point counts and failure messages."""
 
     run_dir: Path
     measured: int = 0
@@ -44,7 +44,7 @@ class SweepResult:
 
 
 def git_commit(repository: Path = REPOSITORY_ROOT) -> dict[str, Any]:
-    """The commit and dirty flag of the checkout that ran the sweep, or ``unknown``."""
+    """Return the commit and dirty flag of the checkout that ran the sweep, or ``unknown``."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repository, capture_output=True, text=True, check=True
@@ -59,7 +59,7 @@ def git_commit(repository: Path = REPOSITORY_ROOT) -> dict[str, Any]:
 
 
 def peak_for_mfu(sweep: ValidatedSweep) -> dict[str, Any]:
-    """The FLOP/s peak that MFU is measured against, with where it came from."""
+    """Return the FLOP/s peak that MFU is measured against, with its source."""
     if sweep.device.type == "cuda":
         name = torch.cuda.get_device_name(sweep.device)
         spec = hardware.gpu_spec_for(name)
@@ -69,12 +69,12 @@ def peak_for_mfu(sweep: ValidatedSweep) -> dict[str, Any]:
     flops = hardware.measure_cpu_gemm_flops(sweep.dtype)
     return {
         "flops_per_s": flops,
-        "source": "measured by this run: best of 5 square 2048^3 torch.matmul calls in the sweep dtype",
+        "source": "measured in the process that ran the sweep: best of 3 square 4096^3 torch.matmul calls in the sweep dtype",
     }
 
 
 def build_metadata(sweep: ValidatedSweep, run_id: str) -> dict[str, Any]:
-    """Provenance of a run: device, software, parameters and the peaks used later."""
+    """Collect a run's provenance: device, software, parameters and the peaks used later."""
     device = sweep.device
     metadata: dict[str, Any] = {
         "run_id": run_id,
@@ -99,7 +99,7 @@ def build_metadata(sweep: ValidatedSweep, run_id: str) -> dict[str, Any]:
 
 
 def shape_for(config: EngineConfig, sweep: ValidatedSweep, seed: int) -> GroupGemmShape:
-    """m[i] for one point from the chosen routing mode."""
+    """Build the GroupGEMM shape of one point from the chosen routing mode."""
     parameters = sweep.parameters
     if parameters.routing == "formula":
         return formula_shape(config, parameters.n, parameters.k)
@@ -113,14 +113,18 @@ def measure_point(
     backend_name: str, shape: GroupGemmShape, weights: torch.Tensor, sweep: ValidatedSweep, seed: int
 ) -> tuple[dict[str, Any], list[float]]:
     """Check one backend on one shape, then time it. Returns the point fields and times in µs."""
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape.total_rows, shape.k, generator=generator).to(sweep.device, sweep.dtype)
+    generator = torch.Generator(device=sweep.device).manual_seed(seed)
+    x = torch.randn(shape.total_rows, shape.k, generator=generator, device=sweep.device).to(sweep.dtype)
     problem = GroupGemmProblem(x=x, weights=weights[: shape.num_groups], rows=shape.rows)
     backend = get_backend(backend_name)
+    unavailable = backend.availability(sweep.device, sweep.dtype)
+    if unavailable is not None:
+        return {"status": "failed", "error": f"后端不可用：{unavailable}", "timing_method": "",
+                "check_max_abs_error": "", "check_tolerance": ""}, []
     state = backend.prepare(problem)
 
     output = backend.to_rows(state, backend.run(state))
-    check = check_sampled_rows(problem, output, sweep.dtype)
+    check = check_sampled_rows(problem, output, backend.compute_dtype(sweep.dtype))
     fields: dict[str, Any] = {
         "check_max_abs_error": f"{check.max_abs_error:.3e}",
         "check_tolerance": f"{check.tolerance:.1e}",
@@ -135,13 +139,14 @@ def measure_point(
 
 
 def _random_weights(groups: int, sweep: ValidatedSweep) -> torch.Tensor:
-    """``groups`` distinct N x K expert matrices, scaled so outputs stay O(1)."""
+    """Draw ``groups`` distinct N x K expert matrices, scaled by 1/sqrt(K) so outputs stay O(1)."""
     parameters = sweep.parameters
-    generator = torch.Generator().manual_seed(parameters.seed)
+    # Draw on the target device: on a GPU, hundreds of experts drawn on the host would take minutes.
+    generator = torch.Generator(device=sweep.device).manual_seed(parameters.seed)
     weights = torch.empty(groups, parameters.n, parameters.k, dtype=sweep.dtype, device=sweep.device)
     for group in range(groups):
-        block = torch.randn(parameters.n, parameters.k, generator=generator) / parameters.k**0.5
-        weights[group].copy_(block)
+        block = torch.randn(parameters.n, parameters.k, generator=generator, device=sweep.device)
+        weights[group].copy_(block / parameters.k**0.5)
     return weights
 
 
@@ -190,7 +195,7 @@ def run_sweep(parameters: SweepParameters, progress: Callable[[str], None] = pri
 
         point_seeds = {config: parameters.seed + position for position, config in enumerate(sweep.configs)}
         shapes = {config: shape_for(config, sweep, point_seeds[config]) for config, _ in todo}
-        max_groups = max(shape.num_groups for shape in shapes.values())
+        max_groups = max((shape.num_groups for shape in shapes.values()), default=0)
         try:
             weights = _random_weights(max_groups, sweep)
         except (RuntimeError, MemoryError) as error:
@@ -216,7 +221,11 @@ def run_sweep(parameters: SweepParameters, progress: Callable[[str], None] = pri
                 "bytes_moved": shape.bytes_moved(sweep.dtype.itemsize),
             }
             timings: list[float] = []
-            if weights is None:
+            if shape.num_groups == 0:
+                # Sampled routing can leave a rank with no rows at all; its GroupGEMM does not run.
+                point |= {"status": "empty", "error": "本 rank 本步没有分到任何行，GroupGEMM 不执行",
+                          "timing_method": "", "check_max_abs_error": "", "check_tolerance": ""}
+            elif weights is None:
                 point |= {"status": "failed", "error": weight_error, "timing_method": "",
                           "check_max_abs_error": "", "check_tolerance": ""}
             else:
@@ -232,6 +241,8 @@ def run_sweep(parameters: SweepParameters, progress: Callable[[str], None] = pri
             if point["status"] == "ok":
                 result.measured += 1
                 progress(f"{label}: 中位数 {statistics.median(timings):.1f} µs（{len(timings)} 次）")
+            elif point["status"] == "empty":
+                progress(f"{label}: {point['error']}")
             else:
                 result.failures.append(f"{label}: {point['error']}")
                 progress(f"{label}: 失败：{point['error']}")

@@ -11,8 +11,7 @@ import torch
 
 from moe_groupgemm.engine_config import EngineConfig, require_positive_int
 from moe_groupgemm.errors import ParameterError
-
-ROUTING_MODES = ("formula", "uniform", "group_limited")
+from moe_groupgemm.routing_montecarlo import ROUTING_MODES
 
 LIST_PARAMETER_NAMES = {"dp_size": "dp_sizes", "batch_size": "batch_sizes", "q_len": "q_lens"}
 

@@ -120,10 +120,10 @@ def load_run(run_dir: str | Path) -> RunData:
         raise DataValidationError(str(timings_path), "(测点键, rep) 重复", "删除重复行，或重新测量",
                                   row=_csv_row(duplicated[0]))
 
-    bad_status = points.index[~points["status"].isin(["ok", "failed"])]
+    bad_status = points.index[~points["status"].isin(["ok", "failed", "empty"])]
     if len(bad_status):
         row = bad_status[0]
-        raise DataValidationError(str(points_path), f"status 为 {points.at[row, 'status']!r}，应为 ok 或 failed",
+        raise DataValidationError(str(points_path), f"status 为 {points.at[row, 'status']!r}，应为 ok、failed 或 empty",
                                   FIX_REMEASURE, row=_csv_row(row))
 
     for index, point in points.iterrows():
@@ -131,6 +131,9 @@ def load_run(run_dir: str | Path) -> RunData:
             raise DataValidationError(str(points_path), f"n={point['n']}, k={point['k']} 与 metadata 中的参数不一致",
                                       FIX_REMEASURE, row=_csv_row(index))
         rows = [int(value) for value in str(point["rows"]).split()]
+        if any(value <= 0 for value in rows):
+            raise DataValidationError(str(points_path), f"rows 中有非正的行数：{point['rows']}", FIX_REMEASURE,
+                                      row=_csv_row(index))
         if len(rows) != point["num_groups"] or sum(rows) != point["total_rows"]:
             raise DataValidationError(str(points_path), f"rows 与 num_groups={point['num_groups']} 或 total_rows={point['total_rows']} 不一致",
                                       FIX_REMEASURE, row=_csv_row(index))
@@ -185,14 +188,30 @@ def summarize(run: RunData) -> pd.DataFrame:
         "n_reps": grouped.size(),
     }).reset_index()
     table = ok.merge(stats, on=list(POINT_KEY), how="left")
-    peak = run.metadata["peak"].get("flops_per_s")
+    peak = effective_peak(run, table)
     table["mfu"] = table["flops"] / (table["time_us_median"] * 1e-6 * peak) if peak else np.nan
     element_bytes = DTYPES[run.metadata["dtype"]].itemsize
     table["weight_bytes_per_s"] = table["num_groups"] * table["n"] * table["k"] * element_bytes / (table["time_us_median"] * 1e-6)
     for key in ("device_slug", "device_model", "run_id", "dtype"):
         table[key] = run.metadata[key]
     table["peak_flops_per_s"] = peak
+    table["peak_recorded_flops_per_s"] = run.metadata["peak"].get("flops_per_s")
     return table.sort_values(["backend", "q_len", "dp_size", "batch_size"]).reset_index(drop=True)
+
+
+def effective_peak(run: RunData, table: pd.DataFrame) -> float | None:
+    """Return the FLOP/s peak MFU is computed against.
+
+    A GPU run uses its recorded datasheet peak. A CPU run's peak is measured with one
+    square GEMM, and skinny GEMMs of the sweep can run faster than that, which would put
+    MFU above 1. For a CPU the peak is therefore the larger of the recorded value and the
+    best median FLOP/s any point of the run reached.
+    """
+    recorded = run.metadata["peak"].get("flops_per_s")
+    if run.metadata["device_type"] != "cpu" or table.empty:
+        return recorded
+    best_observed = float((table["flops"] / (table["time_us_median"] * 1e-6)).max())
+    return max(recorded or 0.0, best_observed)
 
 
 def summarize_all(runs: list[RunData]) -> pd.DataFrame:
@@ -236,3 +255,38 @@ def runs_table(runs: list[RunData]) -> pd.DataFrame:
             "has_run_record": (run.run_dir / "sweep.ipynb").exists(),
         })
     return pd.DataFrame.from_records(records)
+
+
+def add_roofline_prediction(summary: pd.DataFrame, runs: list[RunData]) -> pd.DataFrame:
+    """Add ``predicted_time_us``, ``bound`` and ``measured_over_predicted`` to a summary.
+
+    Runs whose device has no roofline figures get NaN predictions.
+    """
+    from moe_groupgemm import roofline
+
+    machines = {run.metadata["run_id"]: (roofline.machine_for_run(run.metadata),
+                                         roofline.PRECISIONS[roofline.DTYPE_PRECISION[run.metadata["dtype"]]])
+                for run in runs}
+    predicted, bounds = [], []
+    for row in summary.itertuples():
+        machine, precision = machines[row.run_id]
+        if machine is None:
+            predicted.append(np.nan)
+            bounds.append("")
+            continue
+        rows = tuple(int(value) for value in str(row.rows).split())
+        point = roofline.predicted_seconds(rows, int(row.n), int(row.k), machine, precision)
+        predicted.append(point.seconds * 1e6)
+        bounds.append(point.bound)
+    return summary.assign(predicted_time_us=predicted, bound=bounds,
+                          measured_over_predicted=summary["time_us_median"] / np.array(predicted))
+
+
+def prediction_ratio_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Median, min and max of measured/predicted time per (device, backend, dtype, D)."""
+    if "measured_over_predicted" not in summary:
+        raise KeyError("summary has no predictions; call add_roofline_prediction first")
+    grouped = summary.dropna(subset=["measured_over_predicted"]).groupby(
+        ["device_slug", "backend", "dtype", "dp_size"])["measured_over_predicted"]
+    return pd.DataFrame({"median": grouped.median(), "min": grouped.min(), "max": grouped.max(),
+                         "points": grouped.size()}).reset_index()

@@ -36,9 +36,9 @@ class Backend:
         return None
 
     def compute_dtype(self, input_dtype: torch.dtype) -> torch.dtype:
-        """The dtype the GEMM multiplies in, which selects the correctness tolerance.
+        """Return the dtype the GEMM multiplies in, which selects the correctness tolerance.
 
-        It is the input dtype unless the backend converts its inputs in ``prepare``
+        This is the input dtype unless the backend converts its inputs in ``prepare``
         (an FP8 backend quantizes bfloat16 inputs, for example).
         """
         return input_dtype

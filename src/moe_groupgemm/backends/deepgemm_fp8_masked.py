@@ -1,8 +1,8 @@
 """DeepGEMM's FP8 masked grouped GEMM, the kernel SGLang runs on DeepEP low-latency output.
 
 ``prepare`` quantizes activations (1x128 scales) and weights (128x128 scales)
-to e4m3 and scatters rows into the masked layout; ``run`` times only the
-GEMM, which writes bfloat16. The call is
+to e4m3 and scatters rows into the masked layout. ``run``, the timed part, is
+the GEMM alone, which writes bfloat16. The call is
 ``m_grouped_fp8_gemm_nt_masked((a, sfa), (b, sfb), d, masked_m, expected_m)``
 (DeepGEMM 2.x), or ``m_grouped_gemm_fp8_fp8_bf16_nt_masked`` with the same
 arguments in DeepGEMM 1.x.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 import torch
 
@@ -46,22 +46,10 @@ class _DeepGemmState:
     keyword_arguments: dict[str, Any]
 
 
-@dataclass
-class _QuantizedWeights:
-    key: tuple[Any, ...]
-    num_groups: int
-    values: torch.Tensor
-    scales: torch.Tensor
-
-
 class DeepGemmFp8MaskedBackend(Backend):
     """DeepGEMM ``m_grouped_fp8_gemm_nt_masked`` with DeepSeek-V3's FP8 block scaling."""
 
     name = "deepgemm_fp8_masked"
-
-    # One cached FP8 copy of the last weights quantized, shared by all instances: a sweep slices the
-    # first G experts of one weight tensor, and re-quantizing up to 256 experts per point is slow.
-    _weight_cache: ClassVar[_QuantizedWeights | None] = None
 
     def compute_dtype(self, input_dtype: torch.dtype) -> torch.dtype:
         return torch.float8_e4m3fn
@@ -85,17 +73,6 @@ class DeepGemmFp8MaskedBackend(Backend):
             return f"deepgemm_fp8_masked quantizes inputs from {SOURCE_DTYPES}, not from {dtype}"
         return None
 
-    def _quantized_weights(self, weights: torch.Tensor, power_of_two: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        # _version changes on every in-place write, so a modified tensor is never served stale.
-        key = (weights.data_ptr(), weights.stride(), weights.shape[1:], weights._version, power_of_two)
-        cached = DeepGemmFp8MaskedBackend._weight_cache
-        if cached is not None and cached.key == key and weights.shape[0] <= cached.num_groups:
-            return cached.values[: weights.shape[0]], cached.scales[: weights.shape[0]]
-        DeepGemmFp8MaskedBackend._weight_cache = None
-        values, scales = fp8_blockwise.quantize_weights(weights, power_of_two)
-        DeepGemmFp8MaskedBackend._weight_cache = _QuantizedWeights(key, weights.shape[0], values, scales)
-        return values, scales
-
     def prepare(self, problem: GroupGemmProblem) -> _DeepGemmState:
         # NOTE: not yet run on a GPU.
         import deep_gemm
@@ -110,14 +87,16 @@ class DeepGemmFp8MaskedBackend(Backend):
             problem = GroupGemmProblem(problem.x.to(torch.bfloat16), problem.weights, problem.rows)
         layout = to_masked_layout(problem, row_alignment=MASKED_ROW_ALIGNMENT)
         lhs_values, lhs_scales = fp8_blockwise.quantize_per_token(layout.x, power_of_two)
-        rhs_values, rhs_scales = self._quantized_weights(problem.weights, power_of_two)
+        # Quantized on every prepare (one expert at a time) rather than cached: a cache keyed on the
+        # tensor's address could serve stale weights once the allocator reuses that address.
+        rhs_values, rhs_scales = fp8_blockwise.quantize_weights(problem.weights, power_of_two)
 
         keyword_arguments: dict[str, Any] = {}
         if hasattr(deep_gemm, "m_grouped_fp8_gemm_nt_masked"):
             keyword_arguments["disable_ue8m0_cast"] = not power_of_two
         if major == 9:
-            # The SM90 kernel reads activation scales M-major and TMA-aligned and converts any
-            # other layout on every call; converting here keeps that copy out of the timed run.
+            # The SM90 kernel reads activation scales M-major and TMA-aligned, and it converts any
+            # other layout on every call. Converting here keeps that copy out of the timed run.
             to_tma_layout = getattr(deep_gemm, "get_mn_major_tma_aligned_tensor", None) or getattr(
                 deep_gemm, "get_col_major_tma_aligned_tensor", None
             )
@@ -127,7 +106,8 @@ class DeepGemmFp8MaskedBackend(Backend):
         out = torch.empty(
             (problem.num_groups, layout.max_m, problem.weights.shape[1]), dtype=torch.bfloat16, device=device
         )
-        # SGLang passes the mean valid rows as the tile-choice hint; it must be at least 1.
+        # expected_m is the kernel's tile-choice hint: here the mean valid rows per group, rounded up.
+        # SGLang passes (T*D*K + E) // E instead, about the mean over all local experts plus one.
         expected_m = max(1, -(-sum(problem.rows) // max(problem.num_groups, 1)))
         return _DeepGemmState(
             layout=layout,

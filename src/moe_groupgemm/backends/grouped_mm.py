@@ -1,10 +1,10 @@
 """``torch.nn.functional.grouped_mm`` on the contiguous row layout, one weight matrix per group.
 
 Checked on torch 2.13.0+cpu: the CPU kernel accepts float32, bfloat16 and
-float16 (float64 and FP8 are rejected), ``offs`` must be int32 cumulative
-group ends, and every stride of both operands must be a multiple of 16 bytes,
-so K * element size must be a multiple of 16. The CUDA kernel is documented
-for bfloat16 on compute capability 8.0 and newer.
+float16 and rejects float64 and FP8. ``offs`` must hold int32 cumulative group
+ends. Every stride of both operands must be a multiple of 16 bytes, so
+K * element size must be a multiple of 16. The CUDA kernel is documented for
+bfloat16 on compute capability 8.0 and newer.
 """
 
 from __future__ import annotations

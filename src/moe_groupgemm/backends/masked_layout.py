@@ -1,8 +1,8 @@
 """The masked batched layout ``[G, max_m, K]`` that DeepEP's low-latency dispatch produces.
 
-Group g's m[g] rows sit at the top of slice g; the rest of the slice is
-padding that a masked kernel skips and a batched GEMM computes anyway.
-``masked_m`` (int32, on the device) holds m[g] for the kernel.
+Group g's m[g] rows are at the top of slice g. The rest of the slice is
+padding, which a masked kernel skips and a batched GEMM computes anyway.
+``masked_m`` (int32, on the device) contains m[g] for the kernel.
 """
 
 from __future__ import annotations

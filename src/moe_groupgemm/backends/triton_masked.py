@@ -83,6 +83,10 @@ class TritonMaskedBackend(Backend):
             return None
         if device.type == "cuda":
             # NOTE: the CUDA path has not yet run on a GPU.
+            try:
+                import triton  # noqa: F401
+            except ImportError as error:
+                return f"import triton failed: {error}"
             if interpret:
                 return "TRITON_INTERPRET=1 runs kernels on the CPU; unset it to run on CUDA"
             if dtype not in CUDA_DTYPES:

@@ -1,8 +1,8 @@
 """The Triton kernel behind the ``triton_masked`` backend.
 
 Triton decides at decoration time whether a kernel is compiled for the GPU or
-run by its CPU interpreter (``TRITON_INTERPRET=1``), so this module is only
-imported on first use; ``INTERPRETED`` records which mode it was built in.
+run by its CPU interpreter (``TRITON_INTERPRET=1``). This module is therefore
+imported only on first use, and ``INTERPRETED`` records which mode it was built in.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ def masked_group_gemm_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
 ):
-    """y[g, rows, cols] = x[g, rows, :] @ w[g, cols, :]^T for one (N tile, M tile, group) program.
+    """Compute y[g, rows, cols] = x[g, rows, :] @ w[g, cols, :]^T for one (N tile, M tile, group) program.
 
     Programs whose M tile starts at or beyond masked_m[g] return at once, so
-    padding rows cost neither loads nor math; inside a tile, rows past
+    padding tiles cost neither loads nor math. Inside a tile, rows past
     masked_m[g] are masked on load and store.
     """
     n_tile = tl.program_id(0)
