@@ -133,6 +133,10 @@ def toc_documents(toc: dict) -> list[str]:
         for entry in entries:
             if "file" in entry:
                 documents.append(entry["file"])
+            if "glob" in entry:
+                # Run records: every committed data/raw/<device>/<run-id>/sweep.ipynb.
+                matches = sorted(REPOSITORY_ROOT.glob(entry["glob"] + ".ipynb"))
+                documents.extend(str(path.relative_to(REPOSITORY_ROOT).with_suffix("")) for path in matches)
             walk(entry.get("sections", []))
             walk(entry.get("chapters", []))
 

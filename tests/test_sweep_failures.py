@@ -113,3 +113,20 @@ def test_sampled_routing_records_rows_used(tmp_path: Path):
     again = run_sweep(SweepParameters(**(TINY_GRID | {"dp_sizes": [32]}), routing="group_limited", seed=7,
                                       output_dir=str(tmp_path / "again")), progress=lambda message: None)
     assert list(load_run(again.run_dir).points["rows"]) == list(run.points["rows"])
+
+
+def test_every_cpu_backend_checked_and_timed(tmp_path: Path):
+    """The sweep runs each registered backend; those this machine cannot run are recorded with the reason."""
+    names = ["torch_loop", "masked_bmm", "grouped_mm", "triton_masked", "deepgemm_fp8_masked"]
+    parameters = SweepParameters(**(TINY_GRID | {"q_lens": [1], "dp_sizes": [32]}), backends=names,
+                                 output_dir=str(tmp_path / "raw"))
+    result = run_sweep(parameters, progress=lambda message: None)
+    run = load_run(result.run_dir)
+    by_backend = run.points.groupby("backend")["status"].agg(set).to_dict()
+    for name in ("torch_loop", "masked_bmm", "grouped_mm"):
+        assert by_backend[name] == {"ok"}, (name, run.points[run.points["backend"] == name]["error"].tolist())
+    assert by_backend["deepgemm_fp8_masked"] == {"failed"}
+    unavailable = run.points[run.points["backend"] == "deepgemm_fp8_masked"]["error"]
+    assert unavailable.str.startswith("后端不可用").all(), unavailable.tolist()
+    checked = run.points[run.points["status"] == "ok"]
+    assert (checked["check_max_abs_error"].astype(float) <= checked["check_tolerance"].astype(float)).all()
