@@ -120,12 +120,16 @@ def write_batch_size_figures(summary: pd.DataFrame, output_dir: Path) -> list[Pa
 
 
 def caption_for(file_name: str) -> str:
-    """Chinese caption for a figure file written by ``write_batch_size_figures``."""
+    """Return the Chinese caption of a figure file written by ``write_batch_size_figures``."""
     stem = file_name.removesuffix(".png")
-    if stem.startswith("bs_vs_time_"):
-        return (f"图 {stem}：每个 DP 实例的批大小 B 与 GroupGEMM 耗时，每种颜色对应一个 D；"
-                "实线为实测中位数，阴影为 20%–80% 分位，虚线为 roofline 模型的预测。")
-    return f"图 {stem}：每个 DP 实例的批大小 B 与 GroupGEMM 的 MFU，每条线对应一个 D。"
+    metric, rest = stem.removeprefix("bs_vs_").split("_", 1)
+    parts = rest.split("_")
+    q_len, n, k = parts[-3].removeprefix("q"), parts[-2].removeprefix("N"), parts[-1].removeprefix("K")
+    where = f"设备 {parts[0]}，运行 {parts[1]}，实现 {'_'.join(parts[2:-3])}"
+    if metric == "time":
+        return (f"Q={q_len}、N={n}、K={k} 时，每个 DP 实例的批大小 B 与 GroupGEMM 耗时（{where}）。"
+                "每种颜色对应一个 D：实线为实测中位数，阴影为 20%–80% 分位，虚线为 roofline 模型的预测。")
+    return f"Q={q_len}、N={n}、K={k} 时，每个 DP 实例的批大小 B 与 GroupGEMM 的 MFU（{where}），每条线对应一个 D。"
 
 
 def write_prediction_figures(predictions: pd.DataFrame, output_dir: Path, q_len: int) -> list[Path]:

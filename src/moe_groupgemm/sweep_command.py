@@ -38,7 +38,7 @@ def parse_sweep_parameters(yaml_text: str | None, pairs: list[list[str]]) -> dic
     known = set(SweepParameters().as_dict())
     for name in values:
         if name not in known:
-            raise ParameterError(name, values[name], f"{sorted(known)} 之一", "检查参数名的拼写")
+            raise ParameterError("参数名", name, f"{sorted(known)} 之一", "检查参数名的拼写")
     return values
 
 

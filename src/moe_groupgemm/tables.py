@@ -251,7 +251,7 @@ def runs_table(runs: list[RunData]) -> pd.DataFrame:
             "points_failed": int((run.points["status"] == "failed").sum()),
             "peak_tflops": peak["flops_per_s"] / 1e12 if peak.get("flops_per_s") else None,
             "peak_source": peak["source"],
-            "run_dir": str(run.run_dir),
+            "run_dir": f"{run.run_dir.parent.name}/{run.run_dir.name}",
             "has_run_record": (run.run_dir / "sweep.ipynb").exists(),
         })
     return pd.DataFrame.from_records(records)
