@@ -20,27 +20,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import torch
 
 from moe_groupgemm import routing_exact
 from moe_groupgemm.engine_config import EngineConfig
 from moe_groupgemm.routing_montecarlo import SIMULATION_MODES, simulate_routing
+from moe_groupgemm.timing import best_wall_clock_seconds
 
 GOAL_EXACT_SECONDS = 1.0
 GOAL_TOKENS_PER_SECOND = 1e7
 # One large decode step of the article's grid: D = 8 ranks of B = 256, Q = 4.
 MONTE_CARLO_CONFIG = EngineConfig(batch_size=256, q_len=4, dp_size=8)
-
-
-def best_seconds(function, reps: int) -> float:
-    best = float("inf")
-    for _ in range(reps):
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def verdict(ratio: float) -> str:
@@ -62,7 +53,7 @@ def main() -> None:
         routing_exact.clear_caches()
         routing_exact.comparison_frame()
 
-    seconds = best_seconds(cold_grid, arguments.reps)
+    seconds = best_wall_clock_seconds(cold_grid, arguments.reps)
     ratio = GOAL_EXACT_SECONDS / seconds
     print(f"exact statistics, {grid_size} grid points: {seconds:.3f} s "
           f"(goal <= {GOAL_EXACT_SECONDS:.1f} s, ratio {ratio:.2f}) {verdict(ratio)}")
@@ -73,7 +64,7 @@ def main() -> None:
         tokens = arguments.tokens if mode == "uniform" else arguments.tokens // 10
         steps = max(1, tokens // config.tokens_total)
         simulate_routing(config, mode, steps=1, seed=0)
-        seconds = best_seconds(lambda: simulate_routing(config, mode, steps=steps, seed=1), arguments.reps)
+        seconds = best_wall_clock_seconds(lambda: simulate_routing(config, mode, steps=steps, seed=1), arguments.reps)
         rate = steps * config.tokens_total / seconds
         ratio = rate / GOAL_TOKENS_PER_SECOND
         label = "goal" if mode == "uniform" else "reference only"

@@ -30,7 +30,6 @@ import argparse
 import csv
 import importlib.metadata
 import json
-import math
 import os
 import statistics
 import sys
@@ -47,6 +46,7 @@ from moe_groupgemm.backends import GroupGemmProblem, backend_names, get_backend
 from moe_groupgemm.correctness import check_backend
 from moe_groupgemm.engine_config import DEEPSEEK_V3_GEMM_K, DEEPSEEK_V3_GEMM_N, EngineConfig
 from moe_groupgemm.shapes import GroupGemmShape, formula_shape
+from moe_groupgemm.sweep import random_expert_weights
 
 Q_LENS = (1, 2, 3, 4)
 BATCH_SIZES = tuple(2**power for power in range(9))
@@ -82,8 +82,8 @@ CSV_COLUMNS = (
 def write_rows(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     """Append CUDA-graph per-repetition rows to ``run_dir/cuda_graph.csv``, writing the header on first use.
 
-    The sweep's ``timings.csv`` holds the CUDA-event times of every (Q, B, D); this file
-    adds the graph-replay method per unique (num_groups, m) shape, which the book does not read yet.
+    The sweep's ``timings.csv`` contains the CUDA-event times of every (Q, B, D). This file
+    adds the graph-replay method per unique (num_groups, m) shape; the book does not read it yet.
     """
     path = run_dir / "cuda_graph.csv"
     new_file = not path.exists()
@@ -170,11 +170,7 @@ def make_problem(rows: tuple[int, ...], weights: torch.Tensor, seed: int) -> Gro
 
 def random_weights(num_groups: int, n: int, k: int, seed: int, device: torch.device) -> torch.Tensor:
     """W ~ N(0, 1/K) in bfloat16, generated group by group on the device."""
-    generator = torch.Generator(device=device).manual_seed(seed)
-    weights = torch.empty((num_groups, n, k), dtype=torch.bfloat16, device=device)
-    for group in range(num_groups):
-        weights[group] = torch.randn((n, k), generator=generator, device=device) / math.sqrt(k)
-    return weights
+    return random_expert_weights(num_groups, n, k, torch.bfloat16, device, seed)
 
 
 def software_versions() -> dict[str, str]:

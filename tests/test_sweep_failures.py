@@ -105,7 +105,8 @@ def test_sampled_routing_records_rows_used(tmp_path: Path):
     assert (run.points["routing"] == "group_limited").all()
     for point in run.points.itertuples():
         rows = [int(value) for value in point.rows.split()]
-        assert len(rows) == point.num_groups and sum(rows) == point.total_rows
+        assert len(rows) == point.num_groups, point
+        assert sum(rows) == point.total_rows, point
         assert point.num_groups <= 8, point
     seeds = sorted(run.points["seed"])
     assert seeds == sorted(set(seeds)), "every point must record its own seed"

@@ -35,7 +35,8 @@ def test_readme_command_real_shape(tmp_path: Path):
     # D=32 leaves E/D = 8 local experts, so both points use all 8, with m = ceil(B*Q*D/32) = B rows each.
     assert set(summary["num_groups"]) == {8}
     assert sorted(summary["total_rows"]) == [8, 16]
-    assert (summary["n"] == 4096).all() and (summary["k"] == 7168).all()
+    assert (summary["n"] == 4096).all()
+    assert (summary["k"] == 7168).all()
     executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     assert executed.metadata.papermill.parameters["dp_sizes"] == [32]
 

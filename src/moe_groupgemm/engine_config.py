@@ -1,9 +1,9 @@
 """Engine configuration of one decode step: the first layer of the model.
 
 The symbols follow the book: B requests per DP rank, Q new tokens per request,
-D data-parallel ranks (equal to the expert-parallel size under DP attention),
-Top-K experts per token and E routed experts, optionally with R redundant
-physical experts as SGLang's ``--ep-num-redundant-experts`` adds them.
+and D data-parallel ranks, which equal the expert-parallel size under DP attention.
+Each token picks Top-K of E routed experts. SGLang's ``--ep-num-redundant-experts``
+adds R redundant physical experts.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def equal_rows_time_spread(summary: pd.DataFrame) -> float:
     """Max/min median time among points with the same total rows B*Q and the same D.
 
     Under eqs. (6)/(7) the GroupGEMM shape depends on B and Q only through B*Q,
-    so points with equal B*Q are the same workload; their spread is measurement noise.
+    so points with equal B*Q are the same workload. Their spread is measurement noise.
     """
     frame = summary.assign(tokens=summary["batch_size"] * summary["q_len"])
     spreads = []
@@ -56,6 +56,6 @@ def equal_rows_time_spread(summary: pd.DataFrame) -> float:
     return float(max(spreads)) if spreads else float("nan")
 
 
-def agreement_phrase(holds: bool) -> str:
+def agreement_phrase(agrees: bool) -> str:
     """Chinese phrase the prose uses to say whether the data agree with a model prediction."""
-    return "与模型的预期一致" if holds else "与模型的预期不一致，需要结合噪声水平另作解释"
+    return "与模型的预期一致" if agrees else "与模型的预期不一致，需要结合噪声水平另作解释"

@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import platform
 import re
-import time
 from dataclasses import dataclass
 
 import torch
+
+from moe_groupgemm.timing import best_wall_clock_seconds
 
 
 @dataclass(frozen=True)
@@ -106,15 +107,6 @@ def device_slug(device: torch.device) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
 
 
-def _best_seconds(function, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 @functools.lru_cache(maxsize=None)
 def measure_cpu_gemm_flops(dtype: torch.dtype, size: int = 4096, repeats: int = 3) -> float:
     """Measure best-of-``repeats`` FLOP/s of a square ``size``^3 matmul in ``dtype`` on the CPU.
@@ -124,7 +116,7 @@ def measure_cpu_gemm_flops(dtype: torch.dtype, size: int = 4096, repeats: int = 
     a = torch.randn(size, size, dtype=dtype)
     b = torch.randn(size, size, dtype=dtype)
     torch.matmul(a, b)
-    seconds = _best_seconds(lambda: torch.matmul(a, b), repeats)
+    seconds = best_wall_clock_seconds(lambda: torch.matmul(a, b), repeats)
     return 2 * size**3 / seconds
 
 
@@ -137,5 +129,5 @@ def measure_cpu_copy_bandwidth(num_bytes: int = 512 * 2**20, repeats: int = 5) -
     source = torch.ones(num_bytes // 4, dtype=torch.float32)
     target = torch.empty_like(source)
     target.copy_(source)
-    seconds = _best_seconds(lambda: target.copy_(source), repeats)
+    seconds = best_wall_clock_seconds(lambda: target.copy_(source), repeats)
     return 2 * num_bytes / seconds

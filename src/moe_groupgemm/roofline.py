@@ -205,7 +205,7 @@ DTYPE_PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "bf16", "fl
 
 
 def machine_for_run(metadata: dict) -> Machine | None:
-    """The roofline machine of a committed run, or None if its device has no known figures.
+    """Build the roofline machine of a committed run, or return None if its device has no known figures.
 
     A CPU run uses the copy bandwidth and GEMM peak it measured and recorded; a GPU run
     uses the datasheet entry matching its device model.

@@ -377,7 +377,7 @@ def comparison_frame(configs: Iterable[EngineConfig] | None = None) -> "pd.DataF
     Relative errors are (approximation - exact) / exact. Eq. (6) is compared with
     E[num_groups]; eqs. (5) and (7) with E[m | active], the mean rows of a group
     that the GroupGEMM actually runs; eq. (3) at alpha = 1 with E[max m].
-    ``regime`` says which argument of eq. (4)'s min() is smaller: "experts"
+    ``regime`` names the smaller argument of eq. (4)'s min(): "experts"
     when E_node <= B * Q * K, else "rows".
     """
     import pandas as pd  # deferred: the command line does not need pandas

@@ -8,10 +8,11 @@ from typing import Any
 import torch
 
 from moe_groupgemm import hardware
+from moe_groupgemm.paths import REPOSITORY_ROOT
 from moe_groupgemm.run_store import new_run_id
 from moe_groupgemm.sweep_parameters import SweepParameters, validate
 
-SWEEP_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "sweep.ipynb"
+SWEEP_NOTEBOOK = REPOSITORY_ROOT / "notebooks" / "sweep.ipynb"
 RUN_RECORD_NAME = "sweep.ipynb"
 
 
@@ -29,8 +30,8 @@ def execute_sweep_notebook(parameters: dict[str, Any], notebook: Path = SWEEP_NO
     device = torch.device(merged.device)
     run_dir = Path(merged.output_dir) / hardware.device_slug(device) / run_id
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    # papermill writes the output notebook as cells finish; the sweep itself creates run_dir
-    # in its first measuring cell, so write to a sibling file and move it in at the end.
+    # papermill writes the output notebook as cells finish, but the sweep creates run_dir only
+    # in its first measuring cell. So write to a sibling file and move it in at the end.
     pending = run_dir.parent / f".{run_id}.partial.ipynb"
     try:
         papermill.execute_notebook(

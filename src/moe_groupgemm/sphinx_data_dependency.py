@@ -4,8 +4,8 @@ Sphinx re-reads a page only when its source or a noted dependency is newer than
 the last build, and jupyter-cache keys only on code cells, so a changed CSV
 would otherwise leave stale figures. This extension notes every file and
 folder under the data root as a dependency of the pages listed in
-``moe_groupgemm_data_pages``; a folder's mtime changes when a run is added or
-removed, a file's when it is edited. Those pages also need
+``moe_groupgemm_data_pages``. A folder's mtime changes when a run is added or
+removed, and a file's when it is edited. Those pages also need
 ``execution_mode: force`` so that re-reading re-executes them.
 """
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,12 +24,12 @@ from moe_groupgemm import hardware
 from moe_groupgemm.backends import GroupGemmProblem, get_backend
 from moe_groupgemm.correctness import check_sampled_rows
 from moe_groupgemm.engine_config import EngineConfig
+from moe_groupgemm.paths import REPOSITORY_ROOT
+from moe_groupgemm.provenance import read_build_provenance
 from moe_groupgemm.run_store import RunStore, new_run_id
 from moe_groupgemm.shapes import GroupGemmShape, formula_shape
 from moe_groupgemm.sweep_parameters import SweepParameters, ValidatedSweep, validate
 from moe_groupgemm.timing import time_repetitions
-
-from moe_groupgemm.paths import REPOSITORY_ROOT
 
 
 @dataclass
@@ -45,17 +44,10 @@ class SweepResult:
 
 def git_commit(repository: Path = REPOSITORY_ROOT) -> dict[str, Any]:
     """Return the commit and dirty flag of the checkout that ran the sweep, or ``unknown``."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repository, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repository, capture_output=True, text=True, check=True,
-        ).stdout.strip() != ""
-        return {"commit": commit, "dirty": dirty}
-    except (OSError, subprocess.CalledProcessError):
+    provenance = read_build_provenance(repository)
+    if provenance.commit is None:
         return {"commit": "unknown", "dirty": None}
+    return {"commit": provenance.commit, "dirty": provenance.dirty}
 
 
 def peak_for_mfu(sweep: ValidatedSweep) -> dict[str, Any]:
@@ -138,16 +130,22 @@ def measure_point(
     return fields | {"status": "ok", "error": "", "timing_method": method}, [s * 1e6 for s in seconds]
 
 
-def _random_weights(groups: int, sweep: ValidatedSweep) -> torch.Tensor:
-    """Draw ``groups`` distinct N x K expert matrices, scaled by 1/sqrt(K) so outputs stay O(1)."""
-    parameters = sweep.parameters
+def random_expert_weights(
+    groups: int, n: int, k: int, dtype: torch.dtype, device: torch.device, seed: int
+) -> torch.Tensor:
+    """Draw ``groups`` distinct N x K expert matrices with entries N(0, 1/K), so outputs stay O(1)."""
     # Draw on the target device: on a GPU, hundreds of experts drawn on the host would take minutes.
-    generator = torch.Generator(device=sweep.device).manual_seed(parameters.seed)
-    weights = torch.empty(groups, parameters.n, parameters.k, dtype=sweep.dtype, device=sweep.device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    weights = torch.empty(groups, n, k, dtype=dtype, device=device)
     for group in range(groups):
-        block = torch.randn(parameters.n, parameters.k, generator=generator, device=sweep.device)
-        weights[group].copy_(block / parameters.k**0.5)
+        block = torch.randn(n, k, generator=generator, device=device)
+        weights[group].copy_(block / k**0.5)
     return weights
+
+
+def _random_weights(groups: int, sweep: ValidatedSweep) -> torch.Tensor:
+    parameters = sweep.parameters
+    return random_expert_weights(groups, parameters.n, parameters.k, sweep.dtype, sweep.device, parameters.seed)
 
 
 def run_sweep(parameters: SweepParameters, progress: Callable[[str], None] = print) -> SweepResult:

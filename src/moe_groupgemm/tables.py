@@ -1,7 +1,7 @@
 """Validated tables from raw run folders: the only way the book reads data/raw.
 
 ``load_run`` checks one run folder and raises DataValidationError naming the
-file, the row and the remedy; ``summarize`` turns raw repetitions into
+file, the row and the remedy. ``summarize`` turns raw repetitions into
 per-point statistics (median, 20th/80th percentiles, count) and MFU.
 """
 
@@ -169,7 +169,7 @@ def find_runs(data_root: str | Path) -> list[Path]:
 
 
 def load_all(data_root: str | Path) -> list[RunData]:
-    """Every run under ``data_root``, each validated."""
+    """Load and validate every run under ``data_root``."""
     return [load_run(run_dir) for run_dir in find_runs(data_root)]
 
 
@@ -222,7 +222,7 @@ def summarize_all(runs: list[RunData]) -> pd.DataFrame:
 
 
 def planned_shapes_table(configs: tuple[EngineConfig, ...], n: int, k: int) -> pd.DataFrame:
-    """The article's (6)/(7) shape of every planned point, for display before a sweep."""
+    """Tabulate the article's (6)/(7) shape of every planned point, for display before a sweep."""
     records = []
     for config in configs:
         shape = formula_shape(config, n, k)
@@ -233,7 +233,7 @@ def planned_shapes_table(configs: tuple[EngineConfig, ...], n: int, k: int) -> p
 
 
 def runs_table(runs: list[RunData]) -> pd.DataFrame:
-    """One row per run with its provenance: device, dtype, threads, software, commit and peak."""
+    """Tabulate each run's provenance: device, dtype, threads, software, commit and peak."""
     records = []
     for run in runs:
         metadata = run.metadata

@@ -25,6 +25,11 @@ def time_cpu_wall_clock(function: Callable[[], object], warmup: int, reps: int) 
     return durations
 
 
+def best_wall_clock_seconds(function: Callable[[], object], repeats: int) -> float:
+    """Run ``function`` ``repeats`` times and return the shortest wall-clock duration in seconds."""
+    return min(time_cpu_wall_clock(function, warmup=0, reps=repeats))
+
+
 def time_repetitions(
     function: Callable[[], object], device: torch.device, warmup: int, reps: int
 ) -> tuple[str, list[float]]:
